@@ -1,0 +1,68 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+profile = "fast"      # "fast" (≈10 epochs, ~2M params) or "seed" (the report's SE-ResNet recipe)
+data_dir = None       # competition folder; None → $CIFAR_DATA_DIR → /kaggle/input/<competition> → ./data
+run_name = ""         # runs/<run_name>/; "" → "<profile>-<timestamp>"
+epochs = None         # None → the profile's
+batch_size = None
+lr = None
+model = None          # None → the profile's; see src/models.py REGISTRY
+seed = 0
+device = "auto"       # auto | cpu | cuda
+precision = "auto"    # auto | fp32 | bf16 | fp16
+val_size = None       # None → 5,000 held out; 0 → train on all 50,000 (final runs)
+train_limit = None    # use only the first N training images (smoke tests)
+compile = None        # torch.compile the model (pays off on GPUs)
+resume = False        # continue runs/<run_name>/ from its last checkpoint
+
+# %% [markdown]
+# # Train
+# One call into `src.engine.train`: the training set goes onto the device as uint8, each batch
+# is augmented there, and the run folder `runs/<name>/` collects the config, per-epoch
+# metrics, the last checkpoint (to resume) and the best one (to predict).
+
+# %%
+import sys
+from pathlib import Path
+
+for root in [Path.cwd(), *Path.cwd().parents, *Path("/kaggle/input").glob("*")]:
+    if (root / "src" / "__init__.py").is_file():  # the repo, or a Kaggle dataset holding src/
+        sys.path.insert(0, str(root))
+        break
+
+from src import models, plots
+from src.config import make_config
+from src.data import load_competition
+from src.engine import train
+
+# %%
+cfg = make_config(profile, name=run_name, data_dir=data_dir, epochs=epochs, batch_size=batch_size,
+                  lr=lr, model=model, seed=seed, device=device, precision=precision,
+                  val_size=val_size, train_limit=train_limit, compile=compile, resume=resume)
+data = load_competition(cfg.data_dir, cfg.competition)
+net = models.build(cfg.model)
+print(f"{cfg.model}: {models.count_params(net):,} parameters")
+dict(models.param_table(net))
+
+# %% [markdown]
+# ## The run
+# Learning curves are redrawn after every epoch in an interactive session.
+
+# %%
+result = train(cfg, data, on_epoch=plots.live_curves())
+print(f"run folder: {result.run_dir}")
+print(f"{result.device}, {result.precision}: {result.train_seconds:.1f} s of training, "
+      f"{result.images_per_second:,.0f} images/s")
+result.final
+
+# %%
+plots.learning_curves(result.history, result.run_dir / "learning_curves.png")

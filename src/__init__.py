@@ -1,0 +1,1 @@
+"""CIFAR-10 under 5M parameters: data, augmentation, models, training engine, prediction."""

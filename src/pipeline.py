@@ -1,0 +1,56 @@
+"""The main job, headless: explore → train → predict → CSV, each notebook run by papermill.
+
+    python -m src.pipeline --data-dir ../shared/competition --profile fast --epochs 3
+
+The executed notebooks are kept beside the run (runs/<name>/notebooks/) so every figure
+and number of the run can be looked at afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from . import paths
+
+NOTEBOOKS = paths.REPO_ROOT / "notebooks"
+
+
+def run_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
+    import papermill  # only the notebook runner needs it; the engine runs without
+
+    out = out_dir / f"{name}.ipynb"
+    print(f"── {name} → {out}", flush=True)
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), cwd=str(NOTEBOOKS),
+                               parameters={k: v for k, v in parameters.items() if v is not None},
+                               progress_bar=False, log_output=True)
+    return out
+
+
+def main(argv=None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="competition folder (default: auto-detect)")
+    p.add_argument("--profile", default="fast", help="fast | seed")
+    p.add_argument("--name", default=None, help="run name (default: <profile>-<timestamp>)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--skip-explore", action="store_true")
+    a = p.parse_args(argv)
+
+    name = a.name or f"{a.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = paths.runs_dir() / name / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not a.skip_explore:
+        run_notebook("explore", out_dir, {"data_dir": a.data_dir})
+    run_notebook("train", out_dir, {"profile": a.profile, "data_dir": a.data_dir, "run_name": name,
+                                    "epochs": a.epochs, "train_limit": a.train_limit, "device": a.device})
+    run_notebook("predict", out_dir, {"run_name": name, "data_dir": a.data_dir, "device": a.device})
+    csv = paths.submissions_dir() / f"{name}.csv"
+    print(f"submission: {csv}")
+    return csv
+
+
+if __name__ == "__main__":
+    main()
