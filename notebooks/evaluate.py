@@ -11,15 +11,6 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # Evaluating a trained run
-#
-# Loads a run's best checkpoint, rebuilds its validation split exactly as training made it
-# (`data.stratified_split(train_y, cfg.val_size, cfg.seed)`), and looks at what it gets
-# wrong, how well its confidence is calibrated, what it predicts on the unlabelled
-# competition set, and how its accuracy falls under common corruptions (a proxy for a
-# distribution shift). Figures and tables are also written to `out_dir`.
-
 # %% tags=["parameters"]
 run = None         # run name under runs/, or a run folder; None: the most recent run
 data_dir = None    # competition folder; None: the run's own, else auto-detect
@@ -31,27 +22,29 @@ corruption_images = 2000  # held-out images for the corruption report (None: all
 corruption_tta = "none"   # TTA for the corruption report (none: one view per image, cheap)
 n_bins = 15        # confidence bins of the reliability diagram
 
+# %% [markdown]
+# # Evaluating a trained run
+#
+# Loads a run's best checkpoint, rebuilds its validation split exactly as training made it
+# (`data.stratified_split(train_y, cfg.val_size, cfg.seed)`), and looks at what it gets
+# wrong, how well its confidence is calibrated, what it predicts on the unlabelled
+# competition set, and how its accuracy falls under common corruptions (a proxy for a
+# distribution shift). Figures and tables are also written to `out_dir`.
+
 # %%
-# Make `import src` work locally, under papermill and in a Kaggle kernel.
+# Make `import src` work in the repo (local runs, papermill) and in a Kaggle kernel,
+# where src/ is an attached dataset under /kaggle/input ($KAGGLE_ROOT in tests).
 import os, sys
 from pathlib import Path
 
-def _find_src_root():
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):  # the repo: local runs and papermill
-        if (folder / "src" / "__init__.py").is_file():
-            return folder
-    inputs = Path(os.environ.get("KAGGLE_ROOT", "/kaggle")) / "input"
-    for depth in range(1, 5):  # the src dataset: /kaggle/input/<slug>/src/__init__.py
-        found = sorted(inputs.glob("*/" * depth + "src/__init__.py"))
-        if found:
-            return found[0].parent.parent
-    raise ModuleNotFoundError("src/ not found: run inside the repo, or attach the src "
-                              "dataset (python -m src.kaggle bundle) to the notebook")
-
-_src_root = str(_find_src_root())
-if _src_root not in sys.path:
-    sys.path.insert(0, _src_root)
+_inputs = Path(os.environ.get("KAGGLE_ROOT", "/kaggle")) / "input"
+_roots = [Path.cwd(), *Path.cwd().parents,
+          *sorted(p.parent.parent for d in ("*/", "*/*/", "*/*/*/") for p in _inputs.glob(d + "src/__init__.py"))]
+_root = next((r for r in _roots if (r / "src" / "__init__.py").is_file()), None)
+if _root is None:
+    raise ModuleNotFoundError("src/ not found: run inside the repo, or attach the src dataset "
+                              "(python -m src.kaggle bundle) to the notebook")
+sys.path.insert(0, str(_root))
 
 # %%
 from pathlib import Path
@@ -146,3 +139,11 @@ if corruption_images != 0:
                                            path=out / "corruptions.csv")
     display(corruptions.pivot(index="kind", columns="severity", values="accuracy"))
     display(plots.corruption_plot(corruptions, out / "corruptions.png"))
+
+# %% [markdown]
+# ## All registered models
+# Parameters (total and per component), multiply-accumulates per 32×32 image, and the best
+# validation accuracy and training time of the runs found under runs/ for each model.
+
+# %%
+report.model_table(path=out / "model_table.md")

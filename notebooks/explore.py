@@ -11,6 +11,12 @@
 #     name: python3
 # ---
 
+# %% tags=["parameters"]
+data_dir = None  # competition folder; None: $CIFAR_DATA_DIR, /kaggle/input/<competition>, ./data
+out_dir = None   # where figures and tables go; None: runs/explore/ (src.paths.runs_dir())
+val_size = None  # validation hold-out; None: the training default (Config.val_size)
+seed = None      # split and sampling seed; None: the training default (Config.seed)
+
 # %% [markdown]
 # # Exploring the competition data
 #
@@ -19,33 +25,20 @@
 # does, whether the unlabelled set looks like the training set, and whether any image
 # appears in both. Every figure and table is also written to `out_dir`.
 
-# %% tags=["parameters"]
-data_dir = None  # competition folder; None: $CIFAR_DATA_DIR, /kaggle/input/<competition>, ./data
-out_dir = None   # where figures and tables go; None: runs/explore/ (src.paths.runs_dir())
-val_size = None  # validation hold-out; None: the training default (Config.val_size)
-seed = None      # split and sampling seed; None: the training default (Config.seed)
-
 # %%
-# Make `import src` work locally, under papermill and in a Kaggle kernel.
+# Make `import src` work in the repo (local runs, papermill) and in a Kaggle kernel,
+# where src/ is an attached dataset under /kaggle/input ($KAGGLE_ROOT in tests).
 import os, sys
 from pathlib import Path
 
-def _find_src_root():
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):  # the repo: local runs and papermill
-        if (folder / "src" / "__init__.py").is_file():
-            return folder
-    inputs = Path(os.environ.get("KAGGLE_ROOT", "/kaggle")) / "input"
-    for depth in range(1, 5):  # the src dataset: /kaggle/input/<slug>/src/__init__.py
-        found = sorted(inputs.glob("*/" * depth + "src/__init__.py"))
-        if found:
-            return found[0].parent.parent
-    raise ModuleNotFoundError("src/ not found: run inside the repo, or attach the src "
-                              "dataset (python -m src.kaggle bundle) to the notebook")
-
-_src_root = str(_find_src_root())
-if _src_root not in sys.path:
-    sys.path.insert(0, _src_root)
+_inputs = Path(os.environ.get("KAGGLE_ROOT", "/kaggle")) / "input"
+_roots = [Path.cwd(), *Path.cwd().parents,
+          *sorted(p.parent.parent for d in ("*/", "*/*/", "*/*/*/") for p in _inputs.glob(d + "src/__init__.py"))]
+_root = next((r for r in _roots if (r / "src" / "__init__.py").is_file()), None)
+if _root is None:
+    raise ModuleNotFoundError("src/ not found: run inside the repo, or attach the src dataset "
+                              "(python -m src.kaggle bundle) to the notebook")
+sys.path.insert(0, str(_root))
 
 # %%
 from pathlib import Path

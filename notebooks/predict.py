@@ -22,15 +22,23 @@ overwrite = False     # replace an existing submissions/<run>.csv
 # `submissions/<run>.csv` (on Kaggle also to `/kaggle/working/submission.csv`).
 
 # %%
-import sys
+# Make `import src` work in the repo (local runs, papermill) and in a Kaggle kernel,
+# where src/ is an attached dataset under /kaggle/input ($KAGGLE_ROOT in tests).
+import os, sys
 from pathlib import Path
 
-for root in [Path.cwd(), *Path.cwd().parents, *Path("/kaggle/input").glob("*")]:
-    if (root / "src" / "__init__.py").is_file():  # the repo, or a Kaggle dataset holding src/
-        sys.path.insert(0, str(root))
-        break
+_inputs = Path(os.environ.get("KAGGLE_ROOT", "/kaggle")) / "input"
+_roots = [Path.cwd(), *Path.cwd().parents,
+          *sorted(p.parent.parent for d in ("*/", "*/*/", "*/*/*/") for p in _inputs.glob(d + "src/__init__.py"))]
+_root = next((r for r in _roots if (r / "src" / "__init__.py").is_file()), None)
+if _root is None:
+    raise ModuleNotFoundError("src/ not found: run inside the repo, or attach the src dataset "
+                              "(python -m src.kaggle bundle) to the notebook")
+sys.path.insert(0, str(_root))
 
+# %%
 from src import plots
+from src.kaggle import publish_submission
 from src.predict import latest_run, predict_run
 
 # %%
@@ -46,3 +54,10 @@ if "test" in result:
 
 # %%
 plots.prediction_histogram(result["labels"], result["classes"], result["run_dir"] / "predicted_classes.png")
+
+# %% [markdown]
+# Inside a Kaggle kernel the CSV is also copied to `/kaggle/working/submission.csv`, the file
+# a competition takes from a notebook (nothing happens elsewhere).
+
+# %%
+publish_submission(result["csv"], result["ids"])

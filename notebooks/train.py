@@ -23,6 +23,7 @@ val_size = None       # None → 5,000 held out; 0 → train on all 50,000 (fina
 train_limit = None    # use only the first N training images (smoke tests)
 compile = None        # torch.compile the model (pays off on GPUs)
 resume = False        # continue runs/<run_name>/ from its last checkpoint
+nproc = 1             # processes (one per GPU) under torchrun; "auto" → every visible GPU (Kaggle T4 ×2: 2)
 
 # %% [markdown]
 # # Train
@@ -39,9 +40,12 @@ for root in [Path.cwd(), *Path.cwd().parents, *Path("/kaggle/input").glob("*")]:
         sys.path.insert(0, str(root))
         break
 
+import pandas as pd
+
 from src import models, plots
 from src.config import make_config
 from src.data import load_competition
+from src.distributed import launch, resolve_nproc
 from src.engine import train
 
 # %%
@@ -55,14 +59,24 @@ dict(models.param_table(net))
 
 # %% [markdown]
 # ## The run
-# Learning curves are redrawn after every epoch in an interactive session.
+# In this kernel (one process), learning curves are redrawn after every epoch in an
+# interactive session. With `nproc` > 1 the run goes to `torchrun`, one process per GPU
+# (DistributedDataParallel; `batch_size` stays the global batch): its output streams in
+# below, and the curves are drawn from the run's metrics.csv when it ends.
 
 # %%
-result = train(cfg, data, on_epoch=plots.live_curves())
-print(f"run folder: {result.run_dir}")
-print(f"{result.device}, {result.precision}: {result.train_seconds:.1f} s of training, "
-      f"{result.images_per_second:,.0f} images/s")
-result.final
+nproc = resolve_nproc(nproc, cfg.device)
+if nproc > 1:
+    run_dir = launch(cfg, nproc)
+    history = pd.read_csv(run_dir / "metrics.csv").to_dict("records")
+    final = history[-1]
+else:
+    result = train(cfg, data, on_epoch=plots.live_curves())
+    run_dir, history, final = result.run_dir, result.history, result.final
+    print(f"{result.device}, {result.precision}: {result.train_seconds:.1f} s of training, "
+          f"{result.images_per_second:,.0f} images/s")
+print(f"run folder: {run_dir}")
+final
 
 # %%
-plots.learning_curves(result.history, result.run_dir / "learning_curves.png")
+plots.learning_curves(history, run_dir / "learning_curves.png")

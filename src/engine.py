@@ -5,6 +5,10 @@ The training set lives on the device as uint8 (150 MB); each step draws a batch 
 from a seeded permutation and augments it there. No loader workers, no per-image Python.
 A run folder `runs/<name>/` holds config.json, metrics.csv, last.pt (everything needed to
 resume: weights, EMA, optimiser, schedule, RNG states) and best.pt.
+
+Under torchrun the same function runs in every process with DistributedDataParallel (see
+src/distributed.py): each rank takes its slice of every global batch, and rank 0 alone
+evaluates and writes the run folder, in the same format as a single-process run.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import lr_scheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import augment, models, paths
+from . import augment, distributed, models, paths
 from .config import Config
 from .data import Cifar, load_competition, stratified_split
 from .device import autocast, describe, grad_scaler, images_to_tensor, pick_device, pick_precision
@@ -49,6 +54,8 @@ class Result:
     images_per_second: float
     peak_memory_mb: float
     final: dict = field(default_factory=dict)  # last evaluation, with the run's TTA
+    rank: int = 0             # this process's rank under torchrun (0 in a single process)
+    world_size: int = 1
 
 
 # --- pieces -----------------------------------------------------------------------------------
@@ -126,13 +133,25 @@ def run_name(cfg: Config) -> str:
 # --- the run ------------------------------------------------------------------------------------
 
 def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path | None = None) -> Result:
-    """Train as `cfg` says; `on_epoch(row, history)` is called after each epoch (live plots)."""
-    dev = pick_device(cfg.device)
+    """Train as `cfg` says; `on_epoch(row, history)` is called after each epoch (live plots).
+
+    Under torchrun (WORLD_SIZE > 1) this joins the process group, trains with DDP and
+    leaves the group at the end; `on_epoch` is called in rank 0 only. An exception in any
+    rank propagates (non-zero exit; torchrun then ends the other ranks)."""
+    ctx = distributed.setup(cfg.device, cfg.dist_timeout)
+    result = _train(cfg, data, on_epoch, run_dir, ctx)
+    ctx.close()
+    return result
+
+
+def _train(cfg: Config, data: Cifar | None, on_epoch, run_dir: Path | None,
+           ctx: distributed.Context) -> Result:
+    dev = ctx.device if ctx.enabled else pick_device(cfg.device)
     precision = pick_precision(dev, cfg.precision)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(dev)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the model's initialisation: the same in every rank
 
     # Data: a stratified hold-out, both parts resident on the device as uint8.
     data = data if data is not None else load_competition(cfg.data_dir, cfg.competition)
@@ -156,22 +175,34 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
     model.to(dev)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
+    if ctx.enabled and cfg.sync_bn:
+        model = distributed.convert_sync_batchnorm(model, dev)
     ema = None
-    if cfg.ema_decay:
+    if cfg.ema_decay and ctx.is_main:  # rank 0 alone evaluates and saves the EMA weights
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    forward = torch.compile(model) if cfg.compile else model
+    forward = model
+    if ctx.enabled:  # gradients averaged over ranks; rank 0's weights and buffers broadcast at the start
+        forward = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        torch.manual_seed(cfg.seed + ctx.rank)  # each rank draws its own augmentations
+    forward = torch.compile(forward) if cfg.compile else forward
 
-    # Optimisation.
+    # Optimisation. batch_size is the global batch; each rank takes its slice of it.
     batch_size = min(cfg.batch_size, len(X))
+    if ctx.enabled:
+        if cfg.batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
+                             f"{ctx.world_size} processes")
+        batch_size -= batch_size % ctx.world_size
+    local_batch = batch_size // ctx.world_size
     steps_per_epoch = max(1, len(X) // batch_size)  # drop the ragged last batch: fixed shapes
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, steps_per_epoch)
     scaler = grad_scaler(dev, precision)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    order = torch.Generator().manual_seed(cfg.seed)  # the sample order, the same on any device
+    order = torch.Generator().manual_seed(cfg.seed)  # the sample order: the same on any device, in any rank
 
-    # Run folder, or resume.
-    run_dir = Path(run_dir) if run_dir else paths.runs_dir() / run_name(cfg)
+    # Run folder, or resume. Rank 0 writes; every rank reads last.pt to resume.
+    run_dir = Path(run_dir) if run_dir else paths.runs_dir() / ctx.broadcast(run_name(cfg))
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     history: list[dict] = []
     start_epoch, best_acc = 0, -1.0
@@ -185,15 +216,26 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if dev.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], dev)
-        order.set_state(ckpt["rng_order"])
+        rng_cpu, rng_cuda = ckpt["rng_cpu"], ckpt.get("rng_cuda")
+        per_rank = ckpt.get("rng_ranks")  # written by multi-process runs: each rank's own streams
+        if ctx.enabled and per_rank is not None and len(per_rank) == ctx.world_size:
+            rng_cpu, rng_cuda = per_rank[ctx.rank]["cpu"], per_rank[ctx.rank]["cuda"]
+        elif ctx.rank > 0:  # resumed with another number of processes: a fresh stream per rank
+            rng_cpu = rng_cuda = None
+            torch.manual_seed(cfg.seed + ctx.rank + 7919 * ckpt["epoch"])
+        # RNG states must be CPU byte tensors, whatever map_location moved them to
+        if rng_cpu is not None:
+            torch.set_rng_state(rng_cpu.cpu())
+        if dev.type == "cuda" and rng_cuda is not None:
+            torch.cuda.set_rng_state(rng_cuda.cpu(), dev)
+        order.set_state(ckpt["rng_order"].cpu())
         history, start_epoch, best_acc = ckpt["history"], ckpt["epoch"], ckpt["best_acc"]
+        del ckpt
     elif last.exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it (resume=True) or pick a new name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.json")
 
     def weights_for_prediction():
         return ema.module if ema is not None else model
@@ -201,7 +243,7 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
     eval_kw = dict(batch_size=cfg.eval_batch_size, precision=precision, channels_last=cfg.channels_last)
     train_seconds = sum(r["epoch_seconds"] for r in history)
     bar = None
-    if cfg.progress:
+    if cfg.progress and ctx.is_main:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
                    desc=run_dir.name, unit="step", dynamic_ncols=True)
@@ -215,7 +257,8 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         for step in range(steps_per_epoch):
-            idx = perm[step * batch_size:(step + 1) * batch_size]
+            start = step * batch_size + ctx.rank * local_batch  # this rank's slice of the global batch
+            idx = perm[start:start + local_batch]
             x = augment.augment(X[idx], cfg.augment, mean_d, std_d, cfg.translate_pad, cfg.cutout)
             x = x.contiguous(memory_format=memory_format)
             y = Y[idx]
@@ -240,16 +283,24 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
         train_seconds += epoch_seconds
 
         seen = steps_per_epoch * batch_size
-        train_loss = loss_sum.item() / seen
-        if not math.isfinite(train_loss):
+        loss_total, correct_total = ctx.sum(loss_sum, correct)  # over all ranks: the same in each
+        train_loss = loss_total / seen
+        if not math.isfinite(train_loss):  # every rank sees the same sum, so all stop together
             if bar is not None:
                 bar.close()
             raise TrainingError(f"loss became {train_loss} in epoch {epoch + 1}; stopped. The last good "
                                 f"checkpoint is kept at {last if last.exists() else '(none yet)'}. "
                                 "Lower lr, or use precision='fp32'.")
         row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "train_loss": train_loss,
-               "train_acc": correct.item() / seen}
+               "train_acc": correct_total / seen}
         final_epoch = epoch + 1 == cfg.epochs
+        if ctx.enabled:  # every rank's augmentation RNG, for rank 0 to save (an exact resume)
+            rng_ranks = ctx.gather({"cpu": torch.get_rng_state(),
+                                    "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None})
+        if not ctx.is_main:  # rank 0 evaluates and writes; the others take its row
+            row = ctx.broadcast(None)
+            history.append(row)
+            continue
         if len(Xv):
             # per epoch without TTA (cheap); the last epoch also with the run's TTA
             raw = evaluate(model, Xv, Yv, mean, std, **eval_kw)
@@ -274,8 +325,10 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
                      "rng_cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                     "rng_order": order.get_state(), "history": history, "best_acc": best_acc}, last)
+                     "rng_order": order.get_state(), "history": history, "best_acc": best_acc,
+                     **({"rng_ranks": rng_ranks} if ctx.enabled else {})}, last)
         write_metrics(history, run_dir / "metrics.csv")
+        ctx.broadcast(row)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc", "ema_val_acc")})
         if on_epoch is not None:
@@ -288,4 +341,5 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
     return Result(run_dir=run_dir, config=cfg, history=history, model=weights_for_prediction(),
                   mean=mean, std=std, params=n_params, device=describe(dev), precision=precision,
                   train_seconds=train_seconds, images_per_second=seen_total / max(train_seconds, 1e-9),
-                  peak_memory_mb=peak, final=history[-1] if history else {})
+                  peak_memory_mb=peak, final=history[-1] if history else {}, rank=ctx.rank,
+                  world_size=ctx.world_size)

@@ -109,7 +109,8 @@ class FastNet(nn.Module):
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the stem to whiten 2×2 patches of `images` (N,3,H,W float, normalised):
         eigenvectors of the patch covariance scaled by 1/sqrt(eigenvalue), and their negatives,
-        so the first GELU sees decorrelated unit-variance inputs from step one."""
+        so the first GELU sees decorrelated unit-variance inputs from step one. The filters are
+        then frozen; only the bias trains."""
         k = self.whiten.kernel_size[0]
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N,C,H',W',k,k
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * k * k)
@@ -120,6 +121,7 @@ class FastNet(nn.Module):
         filters = filters.reshape(-1, 3, k, k)
         n = self.whiten.out_channels // 2
         self.whiten.weight.copy_(torch.cat([filters[:n], -filters[:n]]).to(self.whiten.weight))
+        self.whiten.weight.requires_grad_(False)  # a fixed transform: large lrs would wreck it
         self.whiten.bias.zero_()
 
     def forward(self, x):

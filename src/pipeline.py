@@ -1,4 +1,5 @@
-"""The main job, headless: explore → train → predict → CSV, each notebook run by papermill.
+"""The main job, headless: explore → train → predict → CSV → evaluate, each notebook run by
+papermill.
 
     python -m src.pipeline --data-dir ../shared/competition --profile fast --epochs 3
 
@@ -34,21 +35,30 @@ def main(argv=None) -> Path:
     p.add_argument("--profile", default="fast", help="fast | seed")
     p.add_argument("--name", default=None, help="run name (default: <profile>-<timestamp>)")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--val-size", type=int, default=None, help="validation hold-out (default 5,000; 0 for final runs)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-explore", action="store_true")
+    p.add_argument("--skip-evaluate", action="store_true")
+    p.add_argument("--corruption-images", type=int, default=None,
+                   help="held-out images for evaluate's corruption report (0: skip it)")
     a = p.parse_args(argv)
 
     name = a.name or f"{a.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = paths.runs_dir() / name / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     if not a.skip_explore:
-        run_notebook("explore", out_dir, {"data_dir": a.data_dir})
+        run_notebook("explore", out_dir, {"data_dir": a.data_dir, "val_size": a.val_size})
     run_notebook("train", out_dir, {"profile": a.profile, "data_dir": a.data_dir, "run_name": name,
-                                    "epochs": a.epochs, "train_limit": a.train_limit, "device": a.device})
+                                    "epochs": a.epochs, "batch_size": a.batch_size, "val_size": a.val_size,
+                                    "train_limit": a.train_limit, "device": a.device})
     run_notebook("predict", out_dir, {"run_name": name, "data_dir": a.data_dir, "device": a.device})
+    if not a.skip_evaluate:
+        run_notebook("evaluate", out_dir, {"run": name, "data_dir": a.data_dir, "device": a.device,
+                                           "corruption_images": a.corruption_images})
     csv = paths.submissions_dir() / f"{name}.csv"
-    print(f"submission: {csv}")
+    print(f"submission: {csv}\nrun folder: {paths.runs_dir() / name}")
     return csv
 
 

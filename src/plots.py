@@ -150,7 +150,7 @@ def pixel_histograms(sets: Mapping[str, object], path=None,
     styles = ["-", "--", ":", "-."]
     for s, (name, images) in enumerate((k, v) for k, v in sets.items() if v is not None):
         hist = report.pixel_histograms(images)
-        mean, std = report._stats_from_hist(hist)
+        mean, std = report.stats_from_histograms(hist)
         dens = hist / hist.sum(1, keepdims=True)
         for c, ax in enumerate(axes):
             ax.plot(np.arange(256), dens[c], styles[s % 4], color=colours[c] if s == 0 else "0.3",
@@ -200,7 +200,7 @@ def duplicate_pairs(reference, other, pairs: pd.DataFrame, path=None, max_pairs:
                 ha="center", va="center", fontsize=11)
         return _finish(fig, path)
     reference, other = report.to_nhwc(reference), report.to_nhwc(other)
-    fig, axes = plt.subplots(2, len(shown), figsize=(max(3, 1.4 * len(shown)), 3.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(shown), figsize=(max(3.5, 1.5 * len(shown)), 4.4), squeeze=False)
     for k, (_, row) in enumerate(shown.iterrows()):
         i, j = int(row["reference_index"]), int(row["other_index"])
         _show_image(axes[0, k], reference[i])
@@ -243,6 +243,10 @@ def _draw_learning_curves(fig, df: pd.DataFrame, title: str | None = None) -> No
         ax.grid(alpha=0.3)
 
     curves(axes[0], "loss", "cross-entropy loss")
+    losses = df[[c for c in df if c.endswith("loss")]].to_numpy(float)
+    losses = losses[np.isfinite(losses) & (losses > 0)]
+    if len(losses) and losses.max() > 30 * losses.min():  # a spike would flatten the rest
+        axes[0].set_yscale("log")
     axes[0].set_title("Loss")
     curves(axes[1], "acc", "accuracy")
     if "val_acc_tta" in df and df["val_acc_tta"].notna().any():
@@ -403,18 +407,19 @@ def confident_mistakes(images, y_true, probs, classes: Sequence[str], path=None,
 
 
 def reliability_diagram(probs, y_true, path=None, n_bins: int = 15):
-    """Accuracy against mean confidence per confidence bin (bars) with the diagonal of
-    perfect calibration, the expected calibration error in the title, and below it how
-    many predictions fall in each bin."""
+    """Accuracy (filled bars) and mean confidence (red outlines) per confidence bin, with
+    the diagonal of perfect calibration and the expected calibration error in the title;
+    below, how many predictions fall in each bin. Filled bars below the outlines:
+    overconfident; above: underconfident."""
     table, ece = report.calibration(probs, y_true, n_bins)
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
     width = table["upper"] - table["lower"]
     centres = (table["upper"] + table["lower"]) / 2
-    ax.bar(table["lower"], table["accuracy"].fillna(0), width, align="edge", color="tab:blue",
-           edgecolor="black", lw=0.5, label="accuracy")
-    gap_lo = np.minimum(table["accuracy"], table["confidence"]).fillna(0)
-    ax.bar(table["lower"], (table["confidence"] - table["accuracy"]).abs().fillna(0), width, bottom=gap_lo,
-           align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", label="gap to confidence")
+    used = table[table["count"] > 0]  # empty bins have no accuracy or confidence
+    ax.bar(used["lower"], used["accuracy"], width[used.index], align="edge", color="tab:blue",
+           edgecolor="white", lw=0.5, label="accuracy")
+    ax.bar(used["lower"], used["confidence"], width[used.index], align="edge", fill=False,
+           edgecolor="tab:red", lw=1.5, label="mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -99,7 +99,7 @@ def pixel_histograms(images) -> np.ndarray:
     return np.stack([np.bincount(x[..., c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
 
 
-def _stats_from_hist(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stats_from_histograms(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and (population) std on the [0,1] scale from (3,256) counts."""
     v = np.arange(256) / 255.0
     n = hist.sum(1)
@@ -115,7 +115,7 @@ def channel_stats(sets: Mapping[str, object], path=None) -> pd.DataFrame:
     for name, images in sets.items():
         if images is None:
             continue
-        mean, std = _stats_from_hist(pixel_histograms(images))
+        mean, std = stats_from_histograms(pixel_histograms(images))
         row = {"images": len(images)}
         row.update({f"{c} mean": m for c, m in zip(CHANNELS, mean)})
         row.update({f"{c} std": s for c, s in zip(CHANNELS, std)})
@@ -127,7 +127,7 @@ def channel_stats(sets: Mapping[str, object], path=None) -> pd.DataFrame:
 
 def normalisation(images) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std ([0,1] scale) as float32 tensors, for augment/predict."""
-    mean, std = _stats_from_hist(pixel_histograms(images))
+    mean, std = stats_from_histograms(pixel_histograms(images))
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
 
@@ -170,8 +170,8 @@ def shift_check(reference, other, path=None) -> pd.DataFrame:
     if other is None:
         return save_table(pd.DataFrame(), path)
     ha, hb = pixel_histograms(reference), pixel_histograms(other)
-    ma, sa = _stats_from_hist(ha)
-    mb, sb = _stats_from_hist(hb)
+    ma, sa = stats_from_histograms(ha)
+    mb, sb = stats_from_histograms(hb)
     pa, pb = ha / ha.sum(1, keepdims=True), hb / hb.sum(1, keepdims=True)
     rows = []
     for c, name in enumerate(CHANNELS):

@@ -3,6 +3,7 @@
     python -m src.train --profile fast --data-dir ../shared/competition --epochs 2 --name try1
     python -m src.train --profile seed --val-size 0          # a final run on all 50,000 images
     python -m src.train --name try1 --resume                 # continue a killed run
+    torchrun --standalone --nproc_per_node=2 -m src.train --profile fast   # two GPUs (DDP)
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 import dataclasses
 import json
 import typing
+
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from .config import PROFILES, Config, make_config
 from .engine import train
@@ -35,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@record  # under torchrun: a failing rank's traceback is reported as the job's root cause
 def main(argv=None) -> None:
     args = vars(_parser().parse_args(argv))
     profile = args.pop("profile")
@@ -46,6 +50,8 @@ def main(argv=None) -> None:
     else:
         cfg = make_config(profile, **args)
     r = train(cfg)
+    if r.rank != 0:  # under torchrun rank 0 alone reports
+        return
     summary = {k: v for k, v in r.final.items()}
     summary.update(run_dir=str(r.run_dir), params=r.params, device=r.device, precision=r.precision,
                    train_seconds=round(r.train_seconds, 2), images_per_second=round(r.images_per_second, 1))

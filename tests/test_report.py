@@ -373,7 +373,7 @@ def test_explore_and_evaluate_notebooks(trained_run, tiny_competition, tmp_path,
     for f in ("learning_curves.png", "confusion_matrix.png", "confusion_matrix.csv", "per_class_accuracy.csv",
               "per_class_accuracy.png", "most_confused.csv", "confident_mistakes.png", "calibration.csv",
               "reliability_diagram.png", "unlabelled_predicted_classes.csv", "unlabelled_predicted_classes.png",
-              "corruption_examples.png", "corruptions.csv", "corruptions.png"):
+              "corruption_examples.png", "corruptions.csv", "corruptions.png", "model_table.md"):
         assert (run_dir / f).stat().st_size > 0, f
     cm = pd.read_csv(run_dir / "confusion_matrix.csv", index_col=0)
     assert cm.to_numpy().sum() == 50
@@ -381,3 +381,6 @@ def test_explore_and_evaluate_notebooks(trained_run, tiny_competition, tmp_path,
     assert set(corr["kind"]) == set(report.CORRUPTIONS) and (corr["images"] == 50).all()
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "accuracy" in text and "ECE" in text
+    rows = (run_dir / "model_table.md").read_text().splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == list(models.REGISTRY)
+    assert "| t |" in next(r for r in rows if r.startswith("| fast |"))  # its best run
