@@ -80,7 +80,7 @@ PROFILES: dict[str, dict] = {
                  whiten_init=False),
     # A compact net trained in ~10 epochs in the manner of the speed records: whitened stem,
     # fixed BN scales with fast-learning biases, heavy label smoothing, weight EMA, TTA.
-    "fast": dict(model="fast", epochs=12, batch_size=1024, lr=1.5, momentum=0.85, nesterov=True,
+    "fast": dict(model="fast", epochs=18, batch_size=1024, lr=1.5, momentum=0.85, nesterov=True,
                  weight_decay=1.5e-3, bias_lr_scale=16.0, schedule="onecycle", warmup_epochs=2.3,
                  final_lr_frac=0.07, label_smoothing=0.2, augment="flip-translate", translate_pad=2,
                  ema_decay=0.95, tta="flip-translate", whiten_init=True, freeze_bn_weight=True),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -55,13 +54,23 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """(N,32,32,3) uint8 HWC images → (N,3,32,32) uint8 tensor on `device`; kept as uint8 so
-    the whole training set stays resident (150 MB) and is converted per batch."""
+def to_nchw(images) -> torch.Tensor:
+    """A uint8 batch, (N,H,W,3) as the pickles hold it or already (N,3,H,W), as a (N,3,H,W)
+    tensor on the device it was on."""
     t = torch.as_tensor(images)
-    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
-        raise ValueError(f"expected (N,H,W,3) uint8 images, got {tuple(t.shape)} {t.dtype}")
-    return t.permute(0, 3, 1, 2).contiguous().to(device)
+    if t.dtype != torch.uint8 or t.ndim != 4:
+        raise ValueError(f"expected a batch of uint8 images, got {tuple(t.shape)} {t.dtype}")
+    if t.shape[1] == 3 and t.shape[-1] != 3:
+        return t
+    if t.shape[-1] == 3:
+        return t.permute(0, 3, 1, 2).contiguous()
+    raise ValueError(f"cannot tell the channel axis of images shaped {tuple(t.shape)}")
+
+
+def images_to_tensor(images, device: torch.device) -> torch.Tensor:
+    """uint8 images → (N,3,H,W) uint8 on `device`; kept as uint8 so the whole training set
+    stays resident (150 MB) and is converted per batch."""
+    return to_nchw(images).to(device)
 
 
 def describe(device: torch.device) -> str:

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import paths
-from .config import Config, make_config
+from .config import PROFILES, Config, make_config
 
 
 # --- inside a rank ------------------------------------------------------------------------------
@@ -40,11 +40,6 @@ from .config import Config, make_config
 def env_world_size() -> int:
     """How many processes torchrun started (1 outside torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """True outside torchrun and in rank 0: the process that prints and writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -152,20 +147,29 @@ class _AllReduceSum(torch.autograd.Function):
         return grad, None
 
 
-class CpuSyncBatchNorm(nn.SyncBatchNorm):
-    """nn.SyncBatchNorm for CPU processes (gloo). PyTorch's SyncBatchNorm kernels are GPU-only
-    and it refuses CPU input; on CPU this computes the same thing (batch mean and biased
-    variance over the global batch, running stats with the unbiased variance) from two
-    differentiable all_reduces. Used for CPU runs and tests; GPUs get nn.SyncBatchNorm."""
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """SyncBatchNorm for CPU processes (gloo). PyTorch's nn.SyncBatchNorm is GPU-only (its
+    kernels, and DDP refuses it in a CPU module); on CPU this computes the same thing (batch
+    mean and biased variance over the global batch; running stats with the unbiased variance)
+    from two differentiable all_reduces. Used by CPU runs and the tests; GPUs get
+    nn.SyncBatchNorm. In evaluation, or without a process group, it is plain BatchNorm."""
+
+    def __init__(self, *args, process_group=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.process_group = process_group
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
-            return super().forward(x)  # evaluation, or a single process: plain BatchNorm
+            return super().forward(x)
         self._check_input_dim(x)
         group = self.process_group or dist.group.WORLD
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        xf = x.float()
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # statistics in fp32+
         count = xf.new_tensor([x.numel() // x.size(1)])
         sums = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]), group)
         n = sums[-1]
@@ -184,15 +188,28 @@ class CpuSyncBatchNorm(nn.SyncBatchNorm):
         return y.to(x.dtype)
 
 
+def _cpu_sync_batchnorm(module: nn.Module) -> nn.Module:
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        out = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        if module.affine:  # the same Parameter objects: requires_grad and optimiser groups kept
+            out.weight, out.bias = module.weight, module.bias
+        if module.track_running_stats:
+            out.running_mean, out.running_var = module.running_mean, module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _cpu_sync_batchnorm(child))
+    return out
+
+
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Every BatchNorm layer → a SyncBatchNorm sharing its parameters and buffers
+    """Every BatchNorm layer → a synchronised one sharing its parameters and buffers
     (nn.SyncBatchNorm on GPUs, CpuSyncBatchNorm on CPUs). State-dict keys do not change."""
-    model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if device.type == "cpu":
-        for m in model.modules():
-            if type(m) is nn.SyncBatchNorm:
-                m.__class__ = CpuSyncBatchNorm  # same state, CPU-capable forward
-    return model
+        return _cpu_sync_batchnorm(model)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 # --- from a notebook: start torchrun ------------------------------------------------------------
@@ -219,8 +236,6 @@ def resolve_nproc(nproc: int | str | None, device: str = "auto") -> int:
 def config_to_argv(cfg: Config) -> list[str]:
     """Flags for `python -m src.train` that rebuild `cfg` exactly: every field is passed
     explicitly (None fields are left at their None default)."""
-    from .config import PROFILES
-
     argv = ["--profile", cfg.profile] if cfg.profile in PROFILES else []
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
@@ -231,7 +246,7 @@ def config_to_argv(cfg: Config) -> list[str]:
         if hints[f.name] is bool:
             argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
         elif isinstance(value, (list, tuple)):
-            if value:
+            if value:  # (an empty list cannot be a flag: it keeps the default)
                 argv += [flag, *map(str, value)]
         else:
             argv += [flag, str(value)]
@@ -248,7 +263,9 @@ def launch(cfg: Config | dict, nproc: int | str = "auto", *, env: dict | None = 
     """Train `cfg` (a Config, or overrides for make_config incl. `profile`) with `nproc`
     processes under torchrun; stream the job's output to `out` (default sys.stdout, i.e.
     the notebook cell) as it comes; raise LaunchError on a non-zero exit. Returns the run
-    folder runs/<name>/ (a name is chosen here when the config has none, so it is known)."""
+    folder runs/<name>/ (a name is chosen here when the config has none, so it is known).
+    The job runs in `cwd` (default: this process's folder, so a relative data_dir means the
+    same) with the package's root on PYTHONPATH."""
     if isinstance(cfg, dict):
         overrides = dict(cfg)
         cfg = make_config(overrides.pop("profile", None), **overrides)
@@ -270,6 +287,7 @@ def launch(cfg: Config | dict, nproc: int | str = "auto", *, env: dict | None = 
         while chunk := proc.stdout.read1(65536):  # whatever has arrived: progress bars stay live
             out.write(decoder.decode(chunk))
             out.flush()
+        out.write(decoder.decode(b"", final=True))
         rc = proc.wait()
     except BaseException:  # e.g. the notebook's interrupt: do not leave the job running
         proc.terminate()

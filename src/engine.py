@@ -146,6 +146,9 @@ def train(cfg: Config, data: Cifar | None = None, on_epoch=None, run_dir: Path |
 
 def _train(cfg: Config, data: Cifar | None, on_epoch, run_dir: Path | None,
            ctx: distributed.Context) -> Result:
+    if ctx.enabled and cfg.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
+                         f"{ctx.world_size} processes")
     dev = ctx.device if ctx.enabled else pick_device(cfg.device)
     precision = pick_precision(dev, cfg.precision)
     if dev.type == "cuda":
@@ -188,11 +191,7 @@ def _train(cfg: Config, data: Cifar | None, on_epoch, run_dir: Path | None,
 
     # Optimisation. batch_size is the global batch; each rank takes its slice of it.
     batch_size = min(cfg.batch_size, len(X))
-    if ctx.enabled:
-        if cfg.batch_size % ctx.world_size:
-            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
-                             f"{ctx.world_size} processes")
-        batch_size -= batch_size % ctx.world_size
+    batch_size -= batch_size % ctx.world_size
     local_batch = batch_size // ctx.world_size
     steps_per_epoch = max(1, len(X) // batch_size)  # drop the ragged last batch: fixed shapes
     opt = make_optimizer(model, cfg)

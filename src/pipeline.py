@@ -44,6 +44,8 @@ def main(argv=None) -> Path:
     p.add_argument("--corruption-images", type=int, default=None,
                    help="held-out images for evaluate's corruption report (0: skip it)")
     a = p.parse_args(argv)
+    if a.data_dir:  # the notebooks run in notebooks/: a relative path must not change meaning
+        a.data_dir = str(Path(a.data_dir).expanduser().resolve())
 
     name = a.name or f"{a.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = paths.runs_dir() / name / "notebooks"

@@ -102,12 +102,13 @@ def find_run(run: str | os.PathLike) -> Path:
                             f"{paths.runs_dir() / str(run)}")
 
 
-def latest_run() -> Path:
-    """The most recently written run folder under runs/."""
-    runs = [p.parent for p in paths.runs_dir().glob("*/*.pt")]
-    if not runs:
-        raise FileNotFoundError(f"no trained run under {paths.runs_dir()}: train one first")
-    return max(runs, key=lambda p: max(f.stat().st_mtime for f in p.glob("*.pt")))
+def latest_run(runs_dir=None) -> Path:
+    """The most recently written run folder (one with best.pt or last.pt)."""
+    root = Path(runs_dir) if runs_dir else paths.runs_dir()
+    found = [p for p in root.glob("*/") if (p / "best.pt").is_file() or (p / "last.pt").is_file()]
+    if not found:
+        raise FileNotFoundError(f"no trained run under {root}: train one first")
+    return max(found, key=lambda p: max(f.stat().st_mtime for f in p.glob("*.pt")))
 
 
 def run_checkpoint(run_dir: Path) -> Path:

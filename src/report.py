@@ -25,23 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from . import models, paths
+from .device import to_nchw
 
 CHANNELS = ("red", "green", "blue")
 
 
 # --------------------------------------------------------------------------- helpers
-
-def to_nchw(images) -> torch.Tensor:
-    """(N,H,W,3) numpy/tensor or (N,3,H,W) tensor, uint8 → (N,3,H,W) uint8 CPU-or-same tensor."""
-    t = torch.as_tensor(images)
-    if t.dtype != torch.uint8 or t.ndim != 4:
-        raise ValueError(f"expected a batch of uint8 images, got {tuple(t.shape)} {t.dtype}")
-    if t.shape[1] == 3 and t.shape[-1] != 3:
-        return t
-    if t.shape[-1] == 3:
-        return t.permute(0, 3, 1, 2).contiguous()
-    raise ValueError(f"cannot tell the channel axis of images shaped {tuple(t.shape)}")
-
 
 def to_nhwc(images) -> np.ndarray:
     """Any uint8 batch `to_nchw` accepts → (N,H,W,3) numpy array (for plotting, hashing)."""
@@ -126,9 +115,9 @@ def channel_stats(sets: Mapping[str, object], path=None) -> pd.DataFrame:
 
 
 def normalisation(images) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ([0,1] scale) as float32 tensors, for augment/predict."""
-    mean, std = stats_from_histograms(pixel_histograms(images))
-    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+    """Per-channel mean and std ([0,1] scale), as training computes them, for augment/predict."""
+    from .engine import channel_stats
+    return channel_stats(to_nchw(images))
 
 
 def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
@@ -241,15 +230,6 @@ class RunPredictions:
         return float((self.preds == self.labels).mean())
 
 
-def latest_run(runs_dir=None) -> Path:
-    """The most recently written run folder (one with best.pt or last.pt)."""
-    root = Path(runs_dir) if runs_dir else paths.runs_dir()
-    found = [p for p in root.glob("*/") if (p / "best.pt").is_file() or (p / "last.pt").is_file()]
-    if not found:
-        raise FileNotFoundError(f"no runs with a checkpoint under {root}")
-    return max(found, key=lambda p: max(f.stat().st_mtime for f in p.glob("*.pt")))
-
-
 def predict_probs(model, images, mean, std, device, tta: str = "none", batch_size: int = 1000,
                   precision: str = "fp32") -> np.ndarray:
     """Softmax probabilities (N,10) float64 numpy for uint8 images (HWC numpy or NCHW)."""
@@ -270,7 +250,7 @@ def load_run_predictions(run=None, data=None, data_dir=None, tta: str | None = N
     autocast support."""
     from .data import load_competition, stratified_split
     from .device import pick_device
-    from .predict import find_run, load_checkpoint, run_checkpoint
+    from .predict import find_run, latest_run, load_checkpoint, run_checkpoint
 
     run_dir = find_run(run) if run else latest_run()
     dev = pick_device(device)

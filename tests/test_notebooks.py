@@ -52,11 +52,14 @@ def test_notebooks_run_unchanged_in_a_simulated_kaggle_kernel(tiny_competition, 
     monkeypatch.delenv("CIFAR_OUTPUT_DIR")
     out = tmp_path / "executed"
     out.mkdir()
+    # a kernel runs the train notebook alone: it goes on to predict and publish
     pipeline.run_notebook("train", out, {"run_name": "k", "epochs": 1, "batch_size": 32, "val_size": 50,
                                          "device": "cpu"})
-    pipeline.run_notebook("predict", out, {"run_name": "k", "device": "cpu"})
     working = kaggle / "working"
     assert (working / "runs" / "k" / "best.pt").is_file()
     assert (working / "submissions" / "k.csv").is_file()
     submission = pd.read_csv(working / "submission.csv")
     assert len(submission) == 50 and list(submission.columns) == ["ID", "Labels"]
+    # the predict notebook finds the same run and data there too
+    pipeline.run_notebook("predict", out, {"run_name": "k", "device": "cpu", "tta": "none", "overwrite": True})
+    assert pd.read_csv(working / "submissions" / "k.csv").ID.tolist() == submission.ID.tolist()

@@ -21,7 +21,7 @@ from torch import nn
 from src import data, models, paths, report
 from src.kaggle import BOOTSTRAP_SNIPPET
 from src.paths import REPO_ROOT
-from src.predict import predict_logits
+from src.predict import latest_run, predict_logits
 
 CLASSES = data.CLASSES
 
@@ -328,7 +328,7 @@ def test_load_run_predictions_uses_the_training_split(trained_run, tiny_competit
     # the accuracy the engine measured on its hold-out without TTA (EMA weights), to within
     # one image (the engine evaluates channels-last)
     assert ev.accuracy == pytest.approx(result.history[-1]["ema_val_acc"], abs=1 / 50 + 1e-9)
-    assert report.latest_run() == ev.run_dir
+    assert latest_run() == ev.run_dir
 
 
 def run_notebook(name: str, tmp_path, params: dict) -> dict:
