@@ -48,7 +48,7 @@ class Config:
     # engine
     precision: str = "auto"        # auto | fp32 | bf16 | fp16
     channels_last: bool = True
-    compile: bool = False          # torch.compile the model (slow to start; pays off on GPUs)
+    compile: bool | None = None    # torch.compile the model; None → on CUDA sm_70+ only (slow start, then fast)
     whiten_init: bool = True       # initialise a model's patch-whitening stem from the data
     freeze_bn_weight: bool = False  # BatchNorm scales fixed at 1 (fast net: biases do the work)
     tta: str = "flip"              # none | flip | flip-translate (evaluation and prediction)

@@ -42,6 +42,14 @@ def pick_precision(device: torch.device, precision: str = "auto") -> str:
     return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
+def pick_compile(device: torch.device, compile: bool | None = None) -> bool:
+    """torch.compile pays for its start-up on GPUs Triton supports (sm_70+: T4 yes, P100 no);
+    on CPUs it is off unless asked for."""
+    if compile is not None:
+        return compile
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 7
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()

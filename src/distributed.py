@@ -243,7 +243,7 @@ def config_to_argv(cfg: Config) -> list[str]:
         if f.name == "profile" or value is None:
             continue
         flag = "--" + f.name.replace("_", "-")
-        if hints[f.name] is bool:
+        if isinstance(value, bool):
             argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
         elif isinstance(value, (list, tuple)):
             if value:  # (an empty list cannot be a flag: it keeps the default)

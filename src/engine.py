@@ -31,7 +31,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment, distributed, models, paths
 from .config import Config
 from .data import Cifar, load_competition, stratified_split
-from .device import autocast, describe, grad_scaler, images_to_tensor, pick_device, pick_precision
+from .device import (autocast, describe, grad_scaler, images_to_tensor, pick_compile, pick_device,
+                     pick_precision)
 from .predict import evaluate
 
 
@@ -187,7 +188,7 @@ def _train(cfg: Config, data: Cifar | None, on_epoch, run_dir: Path | None,
     if ctx.enabled:  # gradients averaged over ranks; rank 0's weights and buffers broadcast at the start
         forward = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
         torch.manual_seed(cfg.seed + ctx.rank)  # each rank draws its own augmentations
-    forward = torch.compile(forward) if cfg.compile else forward
+    forward = torch.compile(forward) if pick_compile(dev, cfg.compile) else forward
 
     # Optimisation. batch_size is the global batch; each rank takes its slice of it.
     batch_size = min(cfg.batch_size, len(X))

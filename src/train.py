@@ -28,12 +28,12 @@ def _parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        if kind is bool:
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None → X
+        if base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "milestones":
             p.add_argument(flag, type=int, nargs="+", default=None)
         else:
-            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
             p.add_argument(flag, type=base, default=None)
     return p
 
