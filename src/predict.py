@@ -191,7 +191,9 @@ def predict_run(run: str | os.PathLike, data=None, data_dir=None, tta: str | Non
         raise FileNotFoundError(f"{data.root} has no cifar_test_nolabel.pkl to predict")
     tta = tta or cfg.tta
     precision = pick_precision(dev, cfg.precision)
-    kw = dict(tta=tta, batch_size=cfg.eval_batch_size, precision=precision)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    kw = dict(tta=tta, batch_size=cfg.eval_batch_size, precision=precision, channels_last=cfg.channels_last)
     logits = predict_logits(model, images_to_tensor(data.unlabelled_x, dev), ckpt["mean"], ckpt["std"], **kw)
     probs = logits.softmax(1).cpu().numpy()
     labels = probs.argmax(1)
