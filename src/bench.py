@@ -22,8 +22,9 @@ import torch
 from . import models, paths
 from .config import make_config
 from .data import load_competition
-from .device import autocast, describe, pick_device, pick_precision
+from .device import autocast, describe, images_to_tensor, pick_device, pick_precision
 from .engine import train
+from .predict import evaluate
 
 
 def _mean_std(values):
@@ -51,8 +52,6 @@ def bench_profile(profile: str, seeds: int, data_dir=None, **overrides) -> dict:
                "peak_memory_mb": r.peak_memory_mb, "device": r.device, "precision": r.precision,
                "params": r.params}
         if data.test_x is not None:
-            from .predict import evaluate
-            from .device import images_to_tensor
             dev = pick_device(cfg.device)
             row["test_acc_tta"] = evaluate(r.model, images_to_tensor(data.test_x, dev),
                                            torch.as_tensor(data.test_y), r.mean, r.std, tta=cfg.tta,
