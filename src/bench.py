@@ -34,7 +34,7 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def bench_profile(profile: str, seeds: int, data_dir=None, **overrides) -> dict:
+def bench_profile(profile: str, seeds: int, data_dir=None, first_seed: int = 0, **overrides) -> dict:
     data = load_competition(data_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     cfg0 = make_config(profile, data_dir=data_dir, **overrides)
@@ -43,7 +43,7 @@ def bench_profile(profile: str, seeds: int, data_dir=None, **overrides) -> dict:
                                                          "train_limit": 4 * cfg0.batch_size})
         train(warm, data, run_dir=Path(tmp) / "warmup")
     rows = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         cfg = make_config(profile, data_dir=data_dir, seed=seed, name=f"bench-{profile}-{stamp}-s{seed}", **overrides)
         r = train(cfg, data)
         row = {"seed": seed, "run_dir": str(r.run_dir), "val_acc": r.final.get("val_acc"),
@@ -109,7 +109,8 @@ def throughput(model_names, precisions, batch_size=256, steps=5, device="auto", 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="fast")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds - 1")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--device", default=None)
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
     else:
         overrides = {k: v for k, v in dict(epochs=a.epochs, device=a.device, precision=a.precision,
                                            compile=a.compile, batch_size=a.batch_size).items() if v is not None}
-        result = bench_profile(a.profile, a.seeds, a.data_dir, progress=False, **overrides)
+        result = bench_profile(a.profile, a.seeds, a.data_dir, a.first_seed, progress=False, **overrides)
         default_out = paths.runs_dir() / "bench" / f"{a.profile}-{stamp}.json"
         print("\n| metric | mean | std |\n|---|---|---|")
         for key in ("val_acc", "ema_val_acc", "val_acc_tta", "test_acc_tta", "train_seconds", "images_per_second"):
