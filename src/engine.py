@@ -336,7 +336,7 @@ def _train(cfg: Config, data: Cifar | None, on_epoch, run_dir: Path | None,
     if bar is not None:
         bar.close()
 
-    seen_total = sum(1 for _ in history) * steps_per_epoch * batch_size
+    seen_total = len(history) * steps_per_epoch * batch_size
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan")
     return Result(run_dir=run_dir, config=cfg, history=history, model=weights_for_prediction(),
                   mean=mean, std=std, params=n_params, device=describe(dev), precision=precision,
